@@ -1,0 +1,2 @@
+"""Bundled reference models. Importing this package imports no framework; each builder imports
+torch/timm only when called."""
