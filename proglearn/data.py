@@ -60,7 +60,8 @@ def load_fashion_mnist(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images ``uint8 [N, 28, 28]`` and labels ``int64 [N]`` of ``split`` ('train' or 'test').
 
-    ``root`` defaults to ``$PROGLEARN_FASHION_MNIST`` or Debian's ``/usr/share/datasets/fashion-mnist``.
+    ``root`` defaults to ``$PROGLEARN_FASHION_MNIST``, else Debian's
+    ``/usr/share/datasets/fashion-mnist``.
     """
     if split not in _FILES:
         raise ValueError(f"split: must be 'train' or 'test' (received {split!r})")

@@ -196,6 +196,17 @@ class ImageSize(_Frozen):
             return {"start": data, "end": data}
         return data
 
+    @model_validator(mode="after")
+    def _multiples(self) -> ImageSize:
+        q = self.multiple
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if q is not None and v % q:
+                raise ValueError(
+                    f"image_size.{name}: must be a multiple of image_size.multiple={q} "
+                    f"(received {v})")
+        return self
+
     @property
     def eval_size(self) -> int:
         return self.eval if self.eval is not None else self.end
