@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from .io import list_presets, load_schedule
@@ -39,12 +39,12 @@ def schedule_table(spec: Schedule, title: str | None = None):  # type: ignore[no
     return table
 
 
-def _step_xy(rows: list[PlanRow], get) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+def _step_xy(rows: list[PlanRow], values: list[float]) -> tuple[list[float], list[float]]:
     xs: list[float] = []
     ys: list[float] = []
-    for r in rows:
+    for r, v in zip(rows, values, strict=True):
         xs += [r.epoch_start, r.epoch_end]
-        ys += [get(r), get(r)]
+        ys += [v, v]
     return xs, ys
 
 
@@ -60,14 +60,13 @@ def plot_schedule(spec: Schedule, path: str | Path, title: str | None = None) ->
     panels = 1 + len(knobs) + (spec.batch_size is not None and spec.batch_size.policy != "constant")
     fig, axes = plt.subplots(panels, 1, sharex=True, figsize=(8, 1.3 + 1.6 * panels),
                              squeeze=False)
-    series: list[tuple[str, Callable[[PlanRow], float]]] = [
-        ("image size (px)", lambda r: r.image_size)]
+    series: list[tuple[str, list[float]]] = [("image size (px)", [r.image_size for r in rows])]
     if panels > 1 + len(knobs):
-        series.append(("batch size", lambda r: r.batch_size or 0))
-    series += [(k, lambda r, k=k: r.values[k]) for k in knobs]
+        series.append(("batch size", [r.batch_size or 0 for r in rows]))
+    series += [(k, [r.values[k] for r in rows]) for k in knobs]
     boundaries = sorted({r.epoch_start for r in rows[1:]}) if spec.mode != "random" else []
-    for ax, (label, get) in zip(axes[:, 0], series, strict=True):
-        xs, ys = _step_xy(rows, get)
+    for ax, (label, values) in zip(axes[:, 0], series, strict=True):
+        xs, ys = _step_xy(rows, values)
         ax.plot(xs, ys, lw=2, color="C0" if label.startswith("image") else "C1")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
