@@ -64,12 +64,16 @@ def _check_rate(name: str, value: float, hi: float | None = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}: must be a number (received {value!r})")
     if value < 0 or (hi is not None and value >= hi):
-        bound = f"in [0, {hi})" if hi is not None else ">= 0"
+        bound = f"in [0, {hi:g})" if hi is not None else ">= 0"
         raise ValueError(f"{name}: must be {bound} (received {value!r})")
     return float(value)
 
 
 # --- dropout ---------------------------------------------------------------------------------
+def _is_rate(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _dropout_targets(model: nn.Module, pattern: str | None) -> list[tuple[nn.Module, str]]:
     """``(module, attribute)`` pairs that hold a dropout rate."""
     rx = re.compile(pattern) if pattern is not None else None
@@ -79,7 +83,7 @@ def _dropout_targets(model: nn.Module, pattern: str | None) -> list[tuple[nn.Mod
             continue
         if isinstance(module, nn.modules.dropout._DropoutNd):
             found.append((module, "p"))
-        elif isinstance(getattr(module, "drop_rate", None), float):
+        elif _is_rate(getattr(module, "drop_rate", None)):
             found.append((module, "drop_rate"))
     return found
 
