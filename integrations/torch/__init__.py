@@ -24,7 +24,11 @@ from .data import (
     resize_batch,
     set_loader_epoch,
 )
+from .datasets import *  # noqa: F403  (FashionMNIST, SyntheticImages, image_folder)
+from .datasets import __all__ as _datasets_all
 from .loop import ProgressiveLearning, apply_stage, stage_log
+from .transforms import *  # noqa: F403  (default_transform_factory, eval_transform, ...)
+from .transforms import __all__ as _transforms_all
 
 __all__ = [
     "BatchResize",
@@ -47,15 +51,4 @@ __all__ = [
     "set_randaug_magnitude",
     "stage_log",
 ]
-
-# The models helper's modules, re-exported once they exist.
-try:
-    from . import datasets as _datasets
-    from . import transforms as _transforms
-except ImportError:  # pragma: no cover - only while those files are being written
-    pass
-else:
-    from .datasets import *  # noqa: F403
-    from .transforms import *  # noqa: F403
-
-    __all__ += [*_datasets.__all__, *_transforms.__all__]
+__all__ += [*_datasets_all, *_transforms_all]

@@ -193,12 +193,17 @@ class StageDataset(ScheduledTransformDataset):
 
 def progressive_loader(
     dataset: Dataset[Any], schedule: ScheduleLike,
-    make_transform: Callable[[Stage], Callable[..., Any]], *, batch_size: int | None = None,
+    make_transform: Callable[[Stage], Callable[..., Any]] | None = None, *,
+    batch_size: int | None = None,
     shuffle: bool = True, num_workers: int = 0, persistent_workers: bool = False, seed: int = 0,
     drop_last: bool = False, distributed: bool | None = None, **loader_kwargs: Any,
 ) -> DataLoader[Any]:
     """The zero-rebuild loader: a ``DataLoader`` over :class:`StageDataset` batched by
     :class:`StageBatchSampler`.
+
+    ``make_transform(stage)`` builds each stage's training transform; the default is
+    :func:`~proglearn.integrations.torch.default_transform_factory` (timm's training transform
+    at ``stage.image_size`` with RandAugment at the stage's magnitude).
 
     Call ``set_loader_epoch(loader, epoch)`` (or ``loader.batch_sampler.set_epoch(epoch)``, or
     let :class:`~proglearn.integrations.torch.ProgressiveLearning` do it) before iterating
@@ -209,6 +214,10 @@ def progressive_loader(
     seeds come from ``generator``, by default ``torch.Generator().manual_seed(seed)``.
     """
     spec = load_schedule(schedule)
+    if make_transform is None:
+        from .transforms import default_transform_factory
+
+        make_transform = default_transform_factory()
     data = StageDataset(dataset, make_transform, spec)
     if distributed is None:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
