@@ -177,3 +177,16 @@ def test_check_targets_names_each_missing_knob_and_skips_zero_ones():
     assert "cutmix_alpha" not in msg  # 0 in every stage
     check_targets(spec, model=TinyNet(), mixup=Mixup(), data_handles_randaug=True,
                   appliers={"mine": print})
+
+
+def test_dropout_change_reaches_a_compiled_model():
+    from torch._dynamo.testing import CompileCounter
+
+    model = nn.Sequential(nn.Linear(4, 64), nn.Dropout(0.0))
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter)
+    x = torch.ones(256, 4)
+    assert (compiled(x) == 0).float().mean() < 0.2  # no dropout yet
+    assert set_dropout(compiled, 0.9) == 1
+    assert (compiled(x) == 0).float().mean() > 0.8  # recompiled once, the new rate in effect
+    assert counter.frame_count == 2
