@@ -1,0 +1,90 @@
+"""ProgressiveLearning (Lightning) with real Trainers on the CPU, tiny model and data."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from proglearn.integrations.lightning import ProgressiveLearning
+
+HERE = Path(__file__).parent
+
+
+def _load_tiny():
+    name = "proglearn_lightning_tiny"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "tiny.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tiny = _load_tiny()
+
+#: What the 6-epoch schedule asks for, epoch by epoch: (image size, dropout, magnitude).
+EXPECTED = {
+    0: (8, 0.0, 2.0), 1: (8, 0.0, 2.0),
+    2: (12, 0.15, 4.0), 3: (12, 0.15, 4.0),
+    4: (16, 0.3, 6.0), 5: (16, 0.3, 6.0),
+}
+
+
+def test_persistent_workers_see_every_stage(tmp_path):
+    module = tiny.TinyModule()
+    data = tiny.TinyData(n=8, batch_size=4, num_workers=1, persistent_workers=True)
+    trainer = tiny.trainer(tmp_path, callbacks=[ProgressiveLearning(tiny.SCHEDULE)])
+    trainer.fit(module, datamodule=data)
+    assert tiny.per_epoch(module.records, "size", "dropout", "pixel") == EXPECTED
+    assert {r["batch"] for r in module.records} == {4}
+    assert len(module.records) == 6 * 2
+
+
+def test_csv_log_holds_the_scheduled_values_every_epoch(tmp_path):
+    schedule = {**tiny.SCHEDULE, "batch_size": {"size": 4}}
+    logger = CSVLogger(tmp_path, name="csv", version=0)
+    trainer = tiny.trainer(tmp_path, logger=logger, limit_train_batches=1,
+                           callbacks=[ProgressiveLearning(schedule)])
+    trainer.fit(tiny.TinyModule(), datamodule=tiny.TinyData(batch_size=None))
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("proglearn/stage")]
+    got = {int(r["epoch"]): (float(r["proglearn/stage"]), float(r["proglearn/image_size"]),
+                             float(r["proglearn/batch_size"]), float(r["proglearn/dropout"]),
+                             float(r["proglearn/randaug_magnitude"]),
+                             float(r["proglearn/lr_scale"]))
+           for r in rows}
+    assert got == {e: (e // 2, size, 4.0, p, m, 1.0) for e, (size, p, m) in EXPECTED.items()}
+    assert len(rows) == 6
+
+
+@pytest.mark.parametrize("saved", ["train-epoch-end", "validation-end"])
+@pytest.mark.parametrize("data", ["progressive", "rebuild"])
+def test_resume_equals_an_uninterrupted_run(tmp_path, data, saved):
+    """Resume after epoch 2 (epoch 3 continues stage 1) and after epoch 3 (epoch 4 enters
+    stage 2): every later step sees what the uninterrupted run saw — image size, dropout,
+    the stage's transform, batch size and even the sample order."""
+    loader = dict(n=8, batch_size=4, data=data, val=saved == "validation-end",
+                  num_workers=1, persistent_workers=True)
+    kwargs = dict(limit_val_batches=1,
+                  reload_dataloaders_every_n_epochs=int(data == "rebuild"))
+    # "validation-end": saved after validation, before Lightning counts the epoch as done, so
+    # on resume it loads the train loader while its epoch counter still reads the old epoch.
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1,
+                           save_on_train_epoch_end=saved == "train-epoch-end")
+    whole = tiny.TinyModule()
+    trainer = tiny.trainer(tmp_path, enable_checkpointing=True, **kwargs,
+                           callbacks=[ProgressiveLearning(tiny.SCHEDULE, data=data), ckpt])
+    trainer.fit(whole, datamodule=tiny.TinyData(**loader))
+    assert tiny.per_epoch(whole.records, "size", "dropout", "pixel") == EXPECTED
+    for resume_after in (2, 3):
+        resumed = tiny.TinyModule()
+        trainer = tiny.trainer(tmp_path / f"resumed{resume_after}", **kwargs,
+                               callbacks=[ProgressiveLearning(tiny.SCHEDULE, data=data)])
+        trainer.fit(resumed, datamodule=tiny.TinyData(**loader),
+                    ckpt_path=tmp_path / "ckpt" / f"epoch={resume_after}.ckpt")
+        assert resumed.records == [r for r in whole.records if r["epoch"] > resume_after]
