@@ -11,6 +11,8 @@ import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from proglearn.integrations.lightning import ProgressiveLearning
+from proglearn.integrations.torch import KnobTargetError
+from torch.utils.data import DataLoader
 
 HERE = Path(__file__).parent
 
@@ -70,7 +72,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, data, saved):
     the stage's transform, batch size and even the sample order."""
     loader = dict(n=8, batch_size=4, data=data, val=saved == "validation-end",
                   num_workers=1, persistent_workers=True)
-    kwargs = dict(limit_val_batches=1,
+    kwargs = dict(limit_val_batches=int(loader["val"]),
                   reload_dataloaders_every_n_epochs=int(data == "rebuild"))
     # "validation-end": saved after validation, before Lightning counts the epoch as done, so
     # on resume it loads the train loader while its epoch counter still reads the old epoch.
@@ -88,3 +90,87 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, data, saved):
         trainer.fit(resumed, datamodule=tiny.TinyData(**loader),
                     ckpt_path=tmp_path / "ckpt" / f"epoch={resume_after}.ckpt")
         assert resumed.records == [r for r in whole.records if r["epoch"] > resume_after]
+
+
+# --- misconfigurations fail at set-up, before any training step ---------------------------------
+class NoFactoryData(tiny.TinyData):
+    make_transform = None  # type: ignore[assignment]
+
+
+def _fails_before_training(tmp_path, error, match, *, callback, data=None, **kwargs):
+    module = tiny.TinyModule()
+    trainer = tiny.trainer(tmp_path, callbacks=[callback], **kwargs)
+    with pytest.raises(error, match=match):
+        trainer.fit(module, datamodule=data or tiny.TinyData())
+    assert module.records == [] and trainer.global_step == 0
+
+
+def test_schedule_longer_than_max_epochs(tmp_path):
+    _fails_before_training(
+        tmp_path, ValueError, r"schedule\.epochs: the schedule runs 6 epochs but "
+        r"Trainer\(max_epochs=4\) stops after 4.*received epochs=6, max_epochs=4",
+        callback=ProgressiveLearning(tiny.SCHEDULE), max_epochs=4)
+
+
+def test_zero_rebuild_without_a_transform_factory(tmp_path):
+    _fails_before_training(
+        tmp_path, ValueError, r"make_transform: data='progressive' \(zero-rebuild\).*image size "
+        r"8 to 16.*received make_transform=None; searched the callback and "
+        r"NoFactoryData\.make_transform and TinyModule\.make_transform",
+        callback=ProgressiveLearning(tiny.SCHEDULE), data=NoFactoryData())
+
+
+@pytest.mark.parametrize("knob", ["drop_path", "my_knob"])
+def test_a_knob_with_no_target(tmp_path, knob):
+    schedule = {**tiny.SCHEDULE, "knobs": {**tiny.SCHEDULE["knobs"], knob: [0.0, 0.2]}}
+    _fails_before_training(
+        tmp_path, KnobTargetError, rf"knob '{knob}' found no target.*LightningModule TinyModule",
+        callback=ProgressiveLearning(schedule))
+
+
+def test_rebuild_without_reloading_the_loader(tmp_path):
+    _fails_before_training(
+        tmp_path, ValueError, r"reload_dataloaders_every_n_epochs: data='rebuild' needs "
+        r".*received reload_dataloaders_every_n_epochs=0",
+        callback=ProgressiveLearning(tiny.SCHEDULE, data="rebuild"),
+        data=tiny.TinyData(data="rebuild"))
+
+
+def test_a_changing_batch_size_without_reloading_the_loader(tmp_path):
+    schedule = {**tiny.SCHEDULE, "batch_size": {"size": 2, "policy": "pixels"}}
+    _fails_before_training(
+        tmp_path, ValueError, r"the batch size changes between stages \(\[2, 3, 8\]\).*"
+        r"received reload_dataloaders_every_n_epochs=0",
+        callback=ProgressiveLearning(schedule), data=tiny.TinyData(batch_size=None))
+
+
+def test_a_loader_the_mode_cannot_drive(tmp_path):
+    class PlainData(tiny.TinyData):
+        def train_dataloader(self):
+            return DataLoader(tiny.Blank(8), batch_size=4)
+
+    _fails_before_training(
+        tmp_path, TypeError, r"data='progressive' expects the zero-rebuild loader \(received "
+        r"DataLoader\(batch_sampler=BatchSampler\)\)",
+        callback=ProgressiveLearning(tiny.SCHEDULE), data=PlainData())
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"data": "zero"}, ValueError, r"data: must be one of 'progressive', 'rebuild', 'resize', "
+                                   r"'manual' \(received 'zero'\)"),
+    ({"make_transform": 3}, TypeError, r"make_transform: must be callable .*\(received 3\)"),
+    ({"dropout_pattern": "("}, ValueError, r"dropout_pattern: must be a regular expression "
+                                           r"\(received '\('"),
+    ({"appliers": {"x": 1}}, TypeError, r"appliers: must map knob names to callables"),
+    ({"log": "yes"}, TypeError, r"log: must be True or False \(received 'yes'\)"),
+])
+def test_arguments_are_checked_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ProgressiveLearning(tiny.SCHEDULE, **kwargs)
+
+
+def test_a_bad_schedule_is_a_schedule_error():
+    from proglearn import ScheduleError
+
+    with pytest.raises(ScheduleError, match=r"knobs\.dropout\.end: must be < 1 \(received 1\.5\)"):
+        ProgressiveLearning({**tiny.SCHEDULE, "knobs": {"dropout": [0.1, 1.5]}})

@@ -128,6 +128,6 @@ def trainer(tmp_path: Any, **kwargs: Any) -> pl.Trainer:
     defaults: dict[str, Any] = dict(
         accelerator="cpu", devices=1, max_epochs=6, default_root_dir=tmp_path, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1)
+        num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=0)
     defaults.update(kwargs)
     return pl.Trainer(**defaults)
