@@ -233,8 +233,8 @@ class ProgressiveDataset(keras.utils.PyDataset):
             ``CutMix``); :class:`ProgressiveLearning` sets their strength. A MixUp/CutMix at
             alpha 0 is skipped.
         augment_factory: ``f(values) -> transform``: called once per stage with the stage's
-            knob values (a dict) and cached; the transform maps the batch dict to a batch
-            dict and runs after ``augment``. It is the target of the knobs in
+            knob values (a dict) and cached; the transform maps the batch dict (numpy arrays)
+            to a batch dict and runs after ``augment``. It is the target of the knobs in
             ``factory_knobs``.
         factory_knobs: knobs ``augment_factory`` consumes (default ``("randaug_magnitude",)``).
         eval: evaluation data: always ``schedule.image_size.eval_size``, no shuffling, no
@@ -243,6 +243,8 @@ class ProgressiveDataset(keras.utils.PyDataset):
             every run and on resume.
         seed: shuffling seed (default: the schedule's seed).
         interpolation: resize method of ``keras.ops.image.resize``.
+        drop_remainder: drop each epoch's last partial batch (``N // batch_size`` batches),
+            so that a compiled step (jax) sees one batch shape per stage, not two.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
 
     The stage follows the epoch given to :meth:`set_epoch`, which :class:`ProgressiveLearning`
@@ -270,6 +272,7 @@ class ProgressiveDataset(keras.utils.PyDataset):
         shuffle: bool = True,
         seed: int | None = None,
         interpolation: str = "bilinear",
+        drop_remainder: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -322,6 +325,13 @@ class ProgressiveDataset(keras.utils.PyDataset):
         self.shuffle = shuffle and not eval
         self.seed = self.schedule.seed if seed is None else seed
         self.interpolation = interpolation
+        self.drop_remainder = bool(drop_remainder)
+        if self.drop_remainder:
+            largest = max(self.batch_size_of(stage_values(self.schedule, i))
+                          for i in range(self.schedule.stages))
+            if largest > len(x):
+                raise ValueError(f"drop_remainder: a stage's batch size {largest} exceeds the "
+                                 f"{len(x)} images, leaving no batch (received True)")
         self._epoch: int | None = None  # set by set_epoch for one epoch, cleared at its end
         self._last_epoch = 0
         self._transforms: dict[int, Callable[[dict], dict]] = {}
@@ -348,6 +358,8 @@ class ProgressiveDataset(keras.utils.PyDataset):
         return stage.batch_size  # type: ignore[return-value]
 
     def _num_batches_of(self, stage: Stage) -> int:
+        if self.drop_remainder:
+            return len(self.x) // self.batch_size_of(stage)
         return math.ceil(len(self.x) / self.batch_size_of(stage))
 
     def batch_counts(self) -> list[int]:
@@ -399,6 +411,7 @@ class ProgressiveDataset(keras.utils.PyDataset):
                 if not _is_off(layer):
                     data = layer(data)
             if self.augment_factory is not None:
+                data = {k: _to_numpy(v) for k, v in data.items()}
                 if stage.index not in self._transforms:
                     self._transforms = {stage.index: self.augment_factory(dict(stage.values))}
                 data = self._transforms[stage.index](data)

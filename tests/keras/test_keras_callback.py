@@ -339,3 +339,47 @@ def test_shuffle_is_a_function_of_seed_and_epoch():
     assert not np.array_equal(np.concatenate([b[0][1], b[1][1]]),
                               np.concatenate([b2[0][1], b2[1][1]]))
     assert a is not None
+
+
+def test_drop_remainder_gives_one_shape_per_stage():
+    spec = load_schedule({"epochs": 2, "stages": 2, "image_size": [8, 12],
+                          "batch_size": {"size": 4, "policy": "pixels"}})
+    ds = ProgressiveDataset(spec, np.zeros((10, 8, 8)), np.zeros(10), drop_remainder=True)
+    assert ds.batch_counts() == [1, 2]  # 10 // 9, 10 // 4
+    ds.set_epoch(1)
+    assert [ds[i][0].shape[0] for i in range(len(ds))] == [4, 4]
+    with pytest.raises(ValueError, match=r"drop_remainder: a stage's batch size 9 exceeds"):
+        ProgressiveDataset(spec, np.zeros((5, 8, 8)), drop_remainder=True)
+
+
+def test_reference_model_is_wired_with_its_schedule():
+    from proglearn.integrations.keras import HEAD_DROPOUT, efficientnetv2
+
+    with pytest.raises(ValueError, match=r"schedule: EfficientNetV2B0 has no preset"):
+        efficientnetv2("b0", num_classes=3)
+    with pytest.raises(ValueError, match=r"variant: must be one of .*received 'xs'"):
+        efficientnetv2("xs")
+    spec = _small({"dropout": [0.1, 0.3]}, image_size=[32, 48])
+    ref = efficientnetv2("b0", num_classes=3, schedule=spec, channels=1)
+    assert ref.schedule == spec
+    head = ref.model.get_layer(HEAD_DROPOUT)
+    assert head.rate == 0.3  # built at the schedule's largest rate: it has a seed generator
+    assert ref.model.output_shape == (None, 3)
+    for size in (32, 48):  # any input size
+        assert ref.model.predict(np.zeros((1, size, size, 1)), verbose=0).shape == (1, 3)
+    # the backbone's stochastic-depth Dropouts (rates rising with depth) are left alone:
+    # the default "every Dropout" refuses, the reference's own callback selects the head only
+    bare = ProgressiveLearning(spec, on_stage=lambda s: None)
+    bare.set_model(ref.model)
+    with pytest.raises(ValueError, match="dropout_layers: the default"):
+        bare.on_train_begin()
+    cb = ref.callback(on_stage=lambda s: None)
+    cb.set_model(ref.model)
+    cb.on_train_begin()
+    before = {layer.name: layer.rate for layer in ref.model.get_layer(
+        "efficientnetv2-b0").layers if isinstance(layer, keras.layers.Dropout)}
+    cb.on_epoch_begin(0)
+    assert head.rate == 0.1
+    after = {layer.name: layer.rate for layer in ref.model.get_layer(
+        "efficientnetv2-b0").layers if isinstance(layer, keras.layers.Dropout)}
+    assert after == before and len(after) > 5
