@@ -273,8 +273,7 @@ class ProgressiveLearning(Callback):
             # float64 so that 0.15 is written as 0.15, not float32's 0.15000000596.
             pl_module.log_dict({f"proglearn/{k}": torch.tensor(float(v), dtype=torch.float64)
                                 for k, v in values.items() if v is not None},
-                               on_step=False, on_epoch=True, batch_size=1, sync_dist=False,
-                               rank_zero_only=True)
+                               on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
 
     def state_dict(self) -> dict[str, Any]:
         # Stages are recomputed from the trainer's epoch; the schedule is kept to notice a
