@@ -64,6 +64,7 @@ def test_csv_log_holds_the_scheduled_values_every_epoch(tmp_path):
     assert len(rows) == 6
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
 @pytest.mark.parametrize("saved", ["train-epoch-end", "validation-end"])
 @pytest.mark.parametrize("data", ["progressive", "rebuild"])
 def test_resume_equals_an_uninterrupted_run(tmp_path, data, saved):
@@ -90,6 +91,91 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, data, saved):
         trainer.fit(resumed, datamodule=tiny.TinyData(**loader),
                     ckpt_path=tmp_path / "ckpt" / f"epoch={resume_after}.ckpt")
         assert resumed.records == [r for r in whole.records if r["epoch"] > resume_after]
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_resuming_under_another_schedule_warns(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1)
+    trainer = tiny.trainer(tmp_path, max_epochs=1, limit_train_batches=1,
+                           enable_checkpointing=True, callbacks=[ProgressiveLearning(
+                               {**tiny.SCHEDULE, "epochs": 1, "stages": 1}), ckpt])
+    trainer.fit(tiny.TinyModule(), datamodule=tiny.TinyData())
+    trainer = tiny.trainer(tmp_path, limit_train_batches=1,
+                           callbacks=[ProgressiveLearning(tiny.SCHEDULE)])
+    with pytest.warns(UserWarning, match="resuming under a different schedule"):
+        trainer.fit(tiny.TinyModule(), datamodule=tiny.TinyData(),
+                    ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
+
+
+def test_stages_that_start_mid_epoch(tmp_path):
+    """steps_per_epoch: 3 epochs of 4 steps, stage 1 starts at step 6, in the middle of epoch
+    1; the loader switches size and the callback switches dropout at that very step."""
+    schedule = {"epochs": 3, "stages": 2, "steps_per_epoch": 4, "image_size": [8, 16],
+                "knobs": {"dropout": [0.0, 0.4]}}
+    module = tiny.TinyModule()
+    trainer = tiny.trainer(tmp_path, max_epochs=3, callbacks=[ProgressiveLearning(schedule)])
+    trainer.fit(module, datamodule=tiny.TinyData(n=8, batch_size=2))
+    assert [(r["size"], r["dropout"]) for r in module.records] == [(8, 0.0)] * 6 + [
+        (16, 0.4)] * 6
+
+
+class KnobModule(tiny.TinyModule):
+    """label_smoothing read from an attribute (no loss module, no Mixup), and a custom knob."""
+
+    def __init__(self):
+        super().__init__()
+        self.label_smoothing = 0.0
+        self.my_knob = 0.0
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.records[-1].update(smoothing=self.label_smoothing, my_knob=self.my_knob)
+        return loss
+
+
+def test_knobs_on_module_attributes(tmp_path):
+    schedule = {**tiny.SCHEDULE, "knobs": {"label_smoothing": [0.1, 0.2], "my_knob": [1, 3]}}
+    module = KnobModule()
+    trainer = tiny.trainer(tmp_path, limit_train_batches=1,
+                           callbacks=[ProgressiveLearning(schedule)])
+    trainer.fit(module, datamodule=tiny.TinyData())
+    assert tiny.per_epoch(module.records, "smoothing", "my_knob") == {
+        0: (0.1, 1.0), 1: (0.1, 1.0), 2: (0.15, 2.0), 3: (0.15, 2.0), 4: (0.2, 3.0),
+        5: (0.2, 3.0)}
+
+
+def test_resize_mode_wraps_an_untouchable_loader(tmp_path):
+    from proglearn.integrations.torch import BatchResize
+
+    schedule = {k: v for k, v in tiny.SCHEDULE.items() if k != "knobs"}
+
+    class ResizeData(tiny.TinyData):
+        def train_dataloader(self):
+            plain = DataLoader(tiny.Blank(8), batch_size=4)
+            return BatchResize(plain, ProgressiveLearning.of(self.trainer).schedule)
+
+    module = tiny.TinyModule()
+    trainer = tiny.trainer(tmp_path, callbacks=[ProgressiveLearning(schedule, data="resize")])
+    trainer.fit(module, datamodule=ResizeData())
+    assert tiny.per_epoch(module.records, "size") == {0: (8,), 1: (8,), 2: (12,), 3: (12,),
+                                                      4: (16,), 5: (16,)}
+
+
+def test_a_network_built_in_configure_model(tmp_path):
+    class LateModule(tiny.TinyModule):
+        def __init__(self):
+            super().__init__()
+            del self.net
+
+        def configure_model(self):
+            if not hasattr(self, "net"):
+                self.net = tiny.TinyModule().net
+
+    module = LateModule()
+    trainer = tiny.trainer(tmp_path, limit_train_batches=1,
+                           callbacks=[ProgressiveLearning(tiny.SCHEDULE)])
+    trainer.fit(module, datamodule=tiny.TinyData())
+    assert tiny.per_epoch(module.records, "dropout") == {e: (v[1],) for e, v in EXPECTED.items()}
 
 
 # --- misconfigurations fail at set-up, before any training step ---------------------------------
