@@ -246,6 +246,8 @@ class ProgressiveDataset(keras.utils.PyDataset):
         drop_remainder: drop each epoch's last partial batch (``N // batch_size`` batches),
             so that a compiled step (jax) sees one batch shape per stage, not two.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
+            A training dataset refuses workers: Keras' enqueuer carries batches over from one
+            run to the next, so they would lag one stage behind (eval datasets may use them).
 
     The stage follows the epoch given to :meth:`set_epoch`, which :class:`ProgressiveLearning`
     calls from ``on_epoch_begin(epoch)`` (pass the dataset in its ``datasets``). Keras reads a
@@ -277,6 +279,13 @@ class ProgressiveDataset(keras.utils.PyDataset):
     ) -> None:
         super().__init__(**kwargs)
         self.schedule = load_schedule(schedule)
+        if not eval and (self.workers > 1 or (self.workers > 0 and self.use_multiprocessing)):
+            raise ValueError(
+                "workers/use_multiprocessing: Keras' worker queue keeps batches made in one "
+                "run for the next (its enqueuer stop() saves pending batches), so with workers "
+                "every epoch would start with batches of the previous stage. Load training "
+                "batches in the main thread (workers=1, use_multiprocessing=False) (received "
+                f"workers={self.workers}, use_multiprocessing={self.use_multiprocessing})")
         x = np.asarray(x)
         if x.ndim == 3:
             x = x[..., None]
@@ -644,7 +653,8 @@ class ProgressiveLearning(keras.callbacks.Callback):
         self._find_targets()
         self._applied = {}
         self.stage = None
-        if any(ds.length_varies for ds in self.datasets) and self._warnings is None:
+        self.on_train_end()  # a fit() that raised never called on_train_end
+        if any(ds.length_varies for ds in self.datasets):
             self._warnings = warnings.catch_warnings()
             self._warnings.__enter__()
             warnings.filterwarnings("ignore", message=_RAN_OUT, category=UserWarning)

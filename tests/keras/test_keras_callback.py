@@ -383,3 +383,11 @@ def test_reference_model_is_wired_with_its_schedule():
     after = {layer.name: layer.rate for layer in ref.model.get_layer(
         "efficientnetv2-b0").layers if isinstance(layer, keras.layers.Dropout)}
     assert after == before and len(after) > 5
+
+
+def test_training_dataset_refuses_keras_workers():
+    # Keras' enqueuer keeps pending batches for its next run: epochs would get stale stages
+    spec = _small({})
+    with pytest.raises(ValueError, match=r"workers/use_multiprocessing: .*received workers=2"):
+        ProgressiveDataset(spec, np.zeros((8, 8, 8)), workers=2)
+    ProgressiveDataset(spec, np.zeros((8, 8, 8)), eval=True, workers=2)  # constant: fine
