@@ -133,7 +133,7 @@ class ProgressiveLearning(Callback):
         trainer:
           callbacks:
             - class_path: proglearn.integrations.lightning.ProgressiveLearning
-              init_args: {schedule: examples/configs/lightning_schedule.yaml}
+              init_args: {schedule: examples/configs/lightning_cli_schedule.yaml}
     """
 
     def __init__(
@@ -251,7 +251,8 @@ class ProgressiveLearning(Callback):
         self._enter_epoch(trainer, first=True)
         if stale:
             _restart_iterator(trainer)
-        self._restart = trainer.ckpt_path is not None and any(map(_has_workers, loaders))
+        self._restart = (trainer.ckpt_path is not None and not stale
+                         and any(map(_has_workers, loaders)))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._enter_epoch(trainer)
