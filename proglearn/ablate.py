@@ -90,6 +90,7 @@ NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 PositiveFloat = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 UnitFloat = Annotated[float, Field(strict=True, ge=0, lt=1, allow_inf_nan=False)]
+UnitInterval = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 
 #: Data set names that are not folders.
 BUILTIN_DATA = ("fashion-mnist", "synthetic")
@@ -158,6 +159,23 @@ class ModelConfig(_Frozen):
     def _shorthand(cls, data: Any) -> Any:
         return {"name": data} if isinstance(data, str) else data
 
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from .models.efficientnetv2 import VARIANTS
+
+        if name.lower().removeprefix("efficientnetv2-") in VARIANTS:
+            return name
+        try:
+            import timm
+        except ImportError:  # no torch extra: the trainer will say so
+            return name
+        if not timm.is_model(name):
+            raise ValueError(
+                f"must be a bundled EfficientNetV2 variant ({', '.join(VARIANTS)}) or a timm "
+                f"model name (timm.list_models()) (received {name!r})")
+        return name
+
     @field_validator("kwargs")
     @classmethod
     def _no_reserved(cls, kw: dict[str, Any]) -> dict[str, Any]:
@@ -186,8 +204,12 @@ class DataConfig(_Frozen):
         default=None, description="1 (grayscale) or 3; default 1 for fashion-mnist, else 3.")
     num_classes: PositiveInt = Field(default=10, description="synthetic only.")
     size: PositiveInt = Field(default=32, description="synthetic only: stored image side.")
-    mean: tuple[float, ...] | None = None
+    mean: tuple[float, ...] | None = Field(
+        default=None, description="Normalization mean per channel (default: the data set's).")
     std: tuple[float, ...] | None = None
+    crop_scale: tuple[UnitInterval, UnitInterval] = Field(
+        default=(0.08, 1.0), description="RandomResizedCrop area range (timm's default).")
+    hflip: UnitInterval = Field(default=0.5, description="Horizontal flip probability.")
 
     @model_validator(mode="before")
     @classmethod
@@ -213,6 +235,9 @@ class DataConfig(_Frozen):
         if self.name not in BUILTIN_DATA and self.channels == 1:
             raise ValueError(f"data.channels: an ImageFolder gives RGB images; must be 3 "
                              f"(received {self.channels})")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1]:
+            raise ValueError(f"data.crop_scale: must be [low, high] with 0 < low <= high <= 1 "
+                             f"(received {list(self.crop_scale)!r})")
         for key in ("mean", "std"):
             value = getattr(self, key)
             if value is not None and len(value) != self.in_chans:
@@ -903,7 +928,7 @@ def main(args: argparse.Namespace) -> int:
         result = run_ablation(cfg, seeds=args.seeds, out_dir=out, modes=modes,
                               progress=not args.quiet, resume=args.resume, console=err)
     except (AblationConfigError, ScheduleError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"proglearn ablate: {exc}", markup=False, highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print(f"\ninterrupted; finished runs are saved in {out / 'runs'}. "

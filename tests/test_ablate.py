@@ -282,3 +282,95 @@ def test_import_stays_framework_free() -> None:
             " print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- the PyTorch trainer, for real, on tiny synthetic data -----------------------------------
+REAL = {
+    "name": "tiny-real",
+    "model": "tiny",
+    "data": {"name": "synthetic", "train_subset": 48, "eval_subset": 16, "num_classes": 3,
+             "size": 16},
+    "schedule": {"epochs": 2, "stages": 2, "image_size": {"start": 8, "end": 16},
+                 "knobs": {"dropout": [0.0, 0.2], "randaug_magnitude": [1, 5],
+                           "mixup_alpha": [0.0, 0.2], "label_smoothing": [0.0, 0.1]}},
+    "batch_size": 16,
+    "eval_batch_size": 16,
+    "threads": 1,
+    "device": "cpu",
+}
+
+
+def test_real_training_all_modes_via_cli(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    config, out = tmp_path / "real.yaml", tmp_path / "out"
+    config.write_text(json.dumps(REAL))
+    assert main(_args(str(config), "--out", str(out), "--quiet")) == 0
+    printed = capsys.readouterr().out
+    for mode in MODES:
+        assert mode in printed
+    assert f"Plot: {out / 'ablation.png'}" in " ".join(printed.split())
+
+    data = json.loads((out / "ablation.json").read_text())
+    runs = {r["mode"]: r for r in data["runs"]}
+    assert list(runs) == list(MODES)
+    sizes = {m: [h["image_size"] for h in r["history"]] for m, r in runs.items()}
+    assert sizes["fixed"] == [16, 16]
+    assert sizes["resize_only"] == sizes["adaptive"] == [8, 16]
+    dropout = {m: [h["values"]["dropout"] for h in r["history"]] for m, r in runs.items()}
+    assert dropout["adaptive"] == [0.0, 0.2]
+    assert dropout["resize_only"] == dropout["fixed"] == [0.2, 0.2]
+    for r in runs.values():
+        assert r["images"] == 96 and r["device"] == "cpu" and r["num_params"] > 100_000
+        assert all(h["eval_top1"] is not None and 0 <= h["eval_top1"] <= 100
+                   for h in r["history"])
+        assert r["wall_clock_s"] == pytest.approx(sum(h["train_time_s"] for h in r["history"]))
+        assert r["images_per_s"] == pytest.approx(96 / r["wall_clock_s"])
+    assert runs["adaptive"]["flop_speedup"] == pytest.approx(2 / (0.25 + 1))
+
+    # Rerun: every run is finished, nothing trains, the command says so.
+    assert main(_args(str(config), "--out", str(out))) == 0
+    err = capsys.readouterr().err
+    assert all(f"{m}-seed0: finished earlier" in " ".join(err.split()) for m in MODES)
+
+
+def test_same_seed_same_run() -> None:
+    """Two runs of one (mode, seed) give the same numbers (the seed fixes weights and data)."""
+    pytest.importorskip("torch")
+    cfg = {**REAL, "modes": ["adaptive"]}
+    a = run_ablation(cfg, progress=False).run("adaptive", 0)
+    b = run_ablation(cfg, progress=False).run("adaptive", 0)
+    assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
+    assert a.final_top1 == b.final_top1
+
+
+def test_timm_model_gets_drop_path_modules() -> None:
+    pytest.importorskip("timm")
+    from timm.layers import DropPath
+
+    from proglearn.ablate_torch import build_model
+
+    cfg = load_config({**REAL, "model": {"name": "efficientnet_b0", "kwargs": {"drop_rate": 0.1}},
+                       "schedule": {**REAL["schedule"], "knobs": {"drop_path": [0.0, 0.2]}}})
+    model = build_model(cfg, 3, cfg.base_schedule)
+    rates = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+    assert rates and max(rates) <= 0.2 and model.num_classes == 3
+
+
+def test_unknown_timm_model_is_a_config_error() -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(AblationConfigError, match=r"model.name: must be a bundled EfficientNetV2 "
+                                                  r"variant \(s, m, l, xl, b0, b1, b2, b3, tiny\)"
+                                                  r" or a timm model name"):
+        load_config({**REAL, "model": "resnet-9000"})
+
+
+def test_learning_rate_warmup_then_cosine() -> None:
+    from proglearn.ablate_torch import learning_rate
+
+    cfg = load_config({**REAL, "epochs": 4,
+                       "optimizer": {"lr": 0.4, "warmup_epochs": 1, "min_lr": 0.0}})
+    got = [round(learning_rate(cfg, p), 6) for p in (0, 0.125, 0.25, 0.5, 0.625, 1.0)]
+    # warmup over the first quarter, then cosine over the remaining three quarters
+    assert got == [0.0, 0.2, 0.4, 0.3, 0.2, 0.0]
+    assert learning_rate(cfg, 0.25, lr_scale=2.0) == pytest.approx(0.8)
