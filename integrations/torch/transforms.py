@@ -16,11 +16,14 @@ Two details of timm's RandAugment that matter for schedules:
   where 10 is the "full" level and larger values extrapolate), so the ops are built with
   ``magnitude_max = max(10, magnitude)`` unless you pass ``randaug_max``.
 
-The op set defaults to timm's standard ``_RAND_TRANSFORMS`` (``randaug_increasing=False``), whose
-level mapping is the TF/released code's. With the installed Pillow (>= 10), ``ImageOps.posterize``
-rejects 0 bits, which timm's ``Posterize`` asks for below magnitude 2.5 (and
-``PosterizeIncreasing`` at 10 and above); those ops get a posterize that returns the black image
-such a 0-bit posterize always produced, so every magnitude works.
+The op set defaults to timm's *increasing* ops (``randaug_increasing=True``, timm's recommended
+``inc1``): every op gets stronger as the magnitude grows, so a scheduled magnitude is a monotone
+amount of regularization. ``randaug_increasing=False`` uses the released code's (TF) mapping, in
+which Posterize and Solarize get *weaker* as the magnitude grows (magnitude 2 posterizes to 0 bits,
+a black image). Pillow >= 10 rejects ``ImageOps.posterize(img, 0)``, which timm's ``Posterize``
+asks for below magnitude 2.5 and ``PosterizeIncreasing`` at 10 and above; those ops get a
+posterize that returns the black image a 0-bit posterize always produced, so every magnitude
+works.
 
 Grayscale input (Fashion-MNIST) works: every transform starts with :class:`ToMode`, which turns a
 PIL image, ``HxW``/``HxWxC`` uint8 array or ``CxHxW`` tensor into a PIL image in ``"RGB"``
@@ -134,7 +137,7 @@ def train_transform(
     randaug_layers: int = 2,
     randaug_std: float = 0.0,
     randaug_max: float | None = None,
-    randaug_increasing: bool = False,
+    randaug_increasing: bool = True,
     scale: tuple[float, float] = (0.08, 1.0),
     hflip: float = 0.5,
     color_jitter: float | None = None,

@@ -12,8 +12,11 @@ changes that progressive learning needs:
   changed at any time (``set_dropout``).
 
 Variants: ``s``, ``m``, ``l``, ``xl`` (paper Table 4 and the released code), ``b0`` … ``b3``
-(the released code's small models) and ``tiny``: ``b0`` at width 0.5 and depth 0.5 (0.77M
-parameters at 10 classes), small enough to train on a 2-core CPU at 28–64 px in minutes.
+(the released code's small models) and ``tiny``: ``b0`` at width 0.5 and depth 0.5 with a
+stride-1 stem (0.77M parameters at 10 classes), small enough to train on a 2-core CPU at
+28–64 px in minutes. The stride-1 stem gives it, at 32–56 px, the feature-map sizes b0 has at
+64–112 px (2x2 to 4x4 at the end): with timm's stride-2 stem a 32 px image ends as a single
+pixel, and a model trained there does not carry over to larger sizes.
 
 Importing this module imports neither torch nor timm; :func:`efficientnetv2` does, when called.
 Nothing is ever downloaded: ``pretrained=True`` only uses weights already in the local Hugging
@@ -39,6 +42,7 @@ class VariantInfo:
 
     ``train_size``/``eval_size`` are the released code's final training and evaluation image
     sizes (timm's ``input_size``/``test_input_size`` agree); ``dropout`` its classifier dropout;
+    ``stem_stride`` the stride of the first convolution (2 in timm; 1 for ``tiny``);
     ``preset`` the proglearn preset of paper Table 6 (``None`` where the paper gives none) and
     ``preset_automl`` the released-code preset; ``paper_params_m`` the parameter count the paper
     reports (millions, 1000 classes; S/M/L Table 4 text, XL Table 7), ``None`` where it gives none.
@@ -51,6 +55,7 @@ class VariantInfo:
     train_size: int
     eval_size: int
     dropout: float
+    stem_stride: int
     preset: str | None
     preset_automl: str | None
     paper_params_m: float | None
@@ -59,20 +64,20 @@ class VariantInfo:
 _INFO = {
     info.name: info
     for info in (
-        VariantInfo("s", "tf_efficientnetv2_s", 1.0, 1.0, 300, 384, 0.2,
+        VariantInfo("s", "tf_efficientnetv2_s", 1.0, 1.0, 300, 384, 0.2, 2,
                     "efficientnetv2-s", "efficientnetv2-s-automl", 21.5),
-        VariantInfo("m", "tf_efficientnetv2_m", 1.0, 1.0, 384, 480, 0.3,
+        VariantInfo("m", "tf_efficientnetv2_m", 1.0, 1.0, 384, 480, 0.3, 2,
                     "efficientnetv2-m", "efficientnetv2-m-automl", 54.1),
-        VariantInfo("l", "tf_efficientnetv2_l", 1.0, 1.0, 384, 480, 0.4,
+        VariantInfo("l", "tf_efficientnetv2_l", 1.0, 1.0, 384, 480, 0.4, 2,
                     "efficientnetv2-l", "efficientnetv2-l-automl", 118.5),
-        VariantInfo("xl", "tf_efficientnetv2_xl", 1.0, 1.0, 384, 512, 0.4,
+        VariantInfo("xl", "tf_efficientnetv2_xl", 1.0, 1.0, 384, 512, 0.4, 2,
                     None, "efficientnetv2-xl-automl", 208.1),
-        VariantInfo("b0", "tf_efficientnetv2_b0", 1.0, 1.0, 192, 224, 0.2, None, None, None),
-        VariantInfo("b1", "tf_efficientnetv2_b1", 1.0, 1.1, 192, 240, 0.2, None, None, None),
-        VariantInfo("b2", "tf_efficientnetv2_b2", 1.1, 1.2, 208, 260, 0.3, None, None, None),
-        VariantInfo("b3", "tf_efficientnetv2_b3", 1.2, 1.4, 240, 300, 0.3, None, None, None),
+        VariantInfo("b0", "tf_efficientnetv2_b0", 1.0, 1.0, 192, 224, 0.2, 2, None, None, None),
+        VariantInfo("b1", "tf_efficientnetv2_b1", 1.0, 1.1, 192, 240, 0.2, 2, None, None, None),
+        VariantInfo("b2", "tf_efficientnetv2_b2", 1.1, 1.2, 208, 260, 0.3, 2, None, None, None),
+        VariantInfo("b3", "tf_efficientnetv2_b3", 1.2, 1.4, 240, 300, 0.3, 2, None, None, None),
         # Not in the paper: b0 scaled down for CPU training on 28-64 px images (Fashion-MNIST).
-        VariantInfo("tiny", "tf_efficientnetv2_b0", 0.5, 0.5, 56, 64, 0.1, None, None, None),
+        VariantInfo("tiny", "tf_efficientnetv2_b0", 0.5, 0.5, 56, 64, 0.1, 1, None, None, None),
     )
 }
 
@@ -209,5 +214,11 @@ def efficientnetv2(
         kwargs["pretrained_cfg_overlay"] = overlay
 
     model = timm.create_model(info.timm_name, pretrained=weights is not None, **kwargs)
+    if info.stem_stride != 2:
+        stem: Any = model.conv_stem
+        stem.stride = (info.stem_stride, info.stem_stride)
+        features: Any = model.feature_info
+        for feature in features:  # keep timm's feature metadata true
+            feature["reduction"] = feature["reduction"] * info.stem_stride // 2
     _add_drop_path(model, drop_path or 0.0)
     return model

@@ -109,6 +109,12 @@ def test_tiny_is_small_and_defaults():
     assert model.drop_rate == variant_info("tiny").dropout
     assert efficientnetv2("tiny", 10, dropout=0.0).drop_rate == 0.0
     assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    # stride-1 stem: total stride 16, so 32 px ends 2x2 and 56 px 4x4 (timm's b0: 1x1 and 2x2)
+    assert model.conv_stem.stride == (1, 1) and variant_info("tiny").stem_stride == 1
+    assert model.forward_features(torch.zeros(1, 1, 32, 32)).shape[-2:] == (2, 2)
+    assert model.forward_features(torch.zeros(1, 1, 56, 56)).shape[-2:] == (4, 4)
+    assert [f["reduction"] for f in model.feature_info] == [1, 2, 4, 8, 16]
+    assert efficientnetv2("b0", 10).conv_stem.stride == (2, 2)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -82,9 +82,17 @@ def test_posterize_to_zero_bits_gives_black():
     plain = AugmentOp("Posterize", prob=1.0, magnitude=1)
     with pytest.raises(ValueError):
         plain(RGB)
-    (ra,) = find_randaugment(train_transform(28, 1))
+    (ra,) = find_randaugment(train_transform(28, 1, randaug_increasing=False))
     (op,) = [op for op in ra.ops if op.name == "Posterize"]
     op.prob = 1.0
+    assert np.asarray(op(RGB)).max() == 0
+    # The default (increasing) op set gets stronger with the magnitude: black from 10 up.
+    (ra,) = find_randaugment(train_transform(28, 1))
+    (op,) = [op for op in ra.ops if op.name.startswith("Posterize")]
+    assert op.name == "PosterizeIncreasing"
+    op.prob = 1.0
+    assert np.asarray(op(RGB)).max() > 0
+    op.magnitude = 10
     assert np.asarray(op(RGB)).max() == 0
 
 
