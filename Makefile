@@ -46,8 +46,9 @@ docs: $(STAMP)
 
 test: pytest lint typecheck docs
 
+# A fresh four-mode ablation every time (--no-resume): real, newly measured numbers.
 demo: $(STAMP) data
-	$(VENV)/bin/proglearn demo
+	$(VENV)/bin/proglearn ablate examples/configs/ablate_demo.yaml --no-resume
 
 wheel: $(STAMP)
 	$(PY) -m build --wheel --outdir dist

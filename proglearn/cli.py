@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import ablate
 from .io import list_presets, load_schedule
 from .schedule import PlanRow, plan
 from .spec import Schedule, ScheduleError
@@ -153,13 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ablate", help="train one model under fixed/resize_only/adaptive/random "
                        "and compare accuracy and wall-clock")
-    try:
-        from . import ablate
-    except ImportError:  # pragma: no cover - the runner ships with the package
-        ablate = None  # type: ignore[assignment]
-    if ablate is not None:
-        ablate.add_arguments(s)
-        s.set_defaults(func=ablate.main)
+    ablate.add_arguments(s)
+    s.set_defaults(func=ablate.main)
     return p
 
 
