@@ -1,6 +1,9 @@
 """The shared training loop (train_one_epoch, evaluate) and the example script, on tiny data."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,24 @@ def test_example_runs_end_to_end(tmp_path, capsys):
     assert epochs[1].startswith("epoch 2/2 stage 1 size 24 batch 16 dropout=0.2 drop_path=0.1 "
                                 "randaug_magnitude=6 mixup_alpha=0.2 |")
     assert "@24px" in epochs[1] and 0 <= result["test_top1"] <= 100
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="dataset-fashion-mnist not installed")
+def test_example_runs_unchanged_under_torchrun(tmp_path):
+    config = tmp_path / "two_stages.yaml"
+    config.write_text("epochs: 2\nstages: 2\nimage_size: {start: 16, end: 24}\n"
+                      "knobs:\n  dropout: [0.0, 0.2]\n  randaug_magnitude: [2, 6]\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "examples/torch_loop.py"), "--config", str(config), "--train-subset", "64",
+           "--test-subset", "32", "--workers", "1", "--batch-size", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "2 process(es)" in lines[0]
+    epochs = [line for line in lines if line.startswith("epoch ")]  # printed by rank 0 only
+    assert [line.split(" |")[0] for line in epochs] == [
+        "epoch 1/2 stage 0 size 16 batch 8 dropout=0 randaug_magnitude=2",
+        "epoch 2/2 stage 1 size 24 batch 8 dropout=0.2 randaug_magnitude=6",
+    ]
