@@ -439,7 +439,8 @@ def load_config(
 class EpochRecord:
     """One epoch of one run. ``wall_clock_s`` is the training time (evaluation excluded)
     accumulated up to the end of this epoch; ``eval_top1`` is in percent, ``None`` when the
-    epoch was not evaluated."""
+    epoch was not evaluated; ``train_top1`` is on the training batches (against the un-mixed
+    labels, under augmentation)."""
 
     epoch: int
     stage: int
@@ -454,6 +455,7 @@ class EpochRecord:
     eval_top1: float | None = None
     eval_loss: float | None = None
     eval_time_s: float = 0.0
+    train_top1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -755,7 +757,7 @@ class _RichReporter:
         self.progress = progress
         self.label = label
         self.task = progress.add_task(label, total=None, info="")
-        self.top1 = ""
+        self.last = ""
 
     def start(self, total_steps: int) -> None:
         self.progress.update(self.task, total=total_steps)
@@ -763,11 +765,12 @@ class _RichReporter:
     def advance(self, steps: int = 1, **info: Any) -> None:
         text = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in info.items())
-        self.progress.update(self.task, advance=steps, info=f"{text}{self.top1}")
+        self.progress.update(self.task, advance=steps, info=f"{text}{self.last}")
 
     def epoch_end(self, record: EpochRecord) -> None:
         if record.eval_top1 is not None:
-            self.top1 = f" top1={record.eval_top1:.1f}%"
+            self.last = f" top1={record.eval_top1:.1f}%"
+        self.progress.update(self.task, info=f"loss={record.train_loss:.3g}{self.last}")
 
 
 @contextlib.contextmanager
@@ -781,11 +784,10 @@ def _progress_bars(enabled: bool) -> Iterator[Any]:
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    with Progress(TextColumn("{task.description:<18}"), BarColumn(bar_width=16),
+                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                   transient=False) as progress:
         yield progress
 
@@ -917,6 +919,10 @@ def main(args: argparse.Namespace) -> int:
     """``proglearn ablate``: run, print the table, say where the JSON and the plot are."""
     from rich.console import Console
 
+    if "torch" not in sys.modules:  # only effective before torch (its OpenMP) is loaded
+        # Spinning OpenMP threads collapse on a shared CPU: two 2-thread trainings on 2 cores
+        # ran 15x slower each with the default policy, 2x with PASSIVE (docs/ablate.md).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     console = Console()
     err = Console(stderr=True)
     out = Path(args.out) if args.out else default_out_dir(args.config)
@@ -936,8 +942,9 @@ def main(args: argparse.Namespace) -> int:
         return 130
     console.print(result.table())
     fresh = len(result.runs) - len(result.skipped)
-    console.print(f"{fresh} run(s) trained, {len(result.skipped)} reused. "
-                  f"Results: {result.files['json']}  Plot: {result.files['plot']}")
+    console.print(f"{fresh} run(s) trained, {len(result.skipped)} reused.")
+    console.print(f"Results: {result.files['json']}", soft_wrap=True)
+    console.print(f"Plot:    {result.files['plot']}", soft_wrap=True)
     return 0
 
 

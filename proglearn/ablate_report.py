@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .ablate import AblationResult, RunResult, Stat
 
-__all__ = ["MODE_STYLE", "plot_ablation", "results_table"]
+__all__ = ["KNOB_COLORS", "MODE_STYLE", "plot_ablation", "results_table"]
 
 #: Colour and line style of each mode, in the table's order.
 MODE_STYLE: dict[str, dict[str, Any]] = {
@@ -18,6 +18,9 @@ MODE_STYLE: dict[str, dict[str, Any]] = {
     "adaptive": {"color": "#d62728", "linestyle": "-", "marker": "^"},
     "random": {"color": "#2ca02c", "linestyle": "--", "marker": "v"},
 }
+
+#: Colours of the knobs in the regularization panel (distinct from the modes').
+KNOB_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
 def _fmt(stat: Stat | None, digits: int = 2, suffix: str = "") -> str:
@@ -112,15 +115,21 @@ def plot_ablation(result: AblationResult, path: str | Path) -> Path:
         first = rs[0]
         ax_size.step(*_steps([h.image_size for h in first.history]), where="post",
                      label=mode, color=style.get("color"), linestyle=style.get("linestyle"),
-                     linewidth=2.5 if mode == "resize_only" else 1.5)
-        if knobs and mode != "fixed":  # fixed has the same (end) values as resize_only
+                     linewidth=4 if mode == "resize_only" else 1.5,
+                     alpha=0.45 if mode == "resize_only" else 1.0)  # under adaptive's line
+        if knobs and mode in ("adaptive", "random"):  # resize_only/fixed: constant, below
             for i, knob in enumerate(knobs):
                 ramp = ramps[knob]
                 scale = ramp.end or max(abs(ramp.start), 1e-12)
                 rel = [h.values.get(knob, 0.0) / scale for h in first.history]
-                axes[2].step(*_steps(rel), where="post", color=style.get("color"),
-                             linestyle=["-", "--", ":", "-."][i % 4], alpha=0.9,
-                             label=f"{knob} {mode}")
+                axes[2].step(*_steps(rel), where="post", color=KNOB_COLORS[i % len(KNOB_COLORS)],
+                             linestyle="-" if mode == "adaptive" else ":",
+                             alpha=1.0 if mode == "adaptive" else 0.6, label=f"{knob} ({mode})")
+    if knobs and any(m in by_mode for m in ("resize_only", "fixed")):
+        n = max(len(rs[0].history) for rs in by_mode.values())
+        const = " & ".join(m for m in ("resize_only", "fixed") if m in by_mode)
+        axes[2].step(*_steps([1.0] * n), where="post", color=MODE_STYLE["resize_only"]["color"],
+                     linestyle="--", linewidth=2, label=f"every knob ({const})")
     nseeds = len(result.seeds)
     ax_acc.set_title("held-out top-1 vs training wall-clock"
                      + (f" (mean of {nseeds} seeds)" if nseeds > 1 else ""))

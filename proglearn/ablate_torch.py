@@ -12,14 +12,18 @@ Built from proglearn's torch integration and timm, nothing hand-rolled that they
   knob at each stage change (dropout, drop path, mixup/cutmix through a timm ``Mixup``, label
   smoothing through the ``Mixup`` or the loss), and refuses knobs with no target;
 * model: :func:`proglearn.models.efficientnetv2` (bundled variants) or ``timm.create_model``;
-  optimizer: ``timm.optim.create_optimizer_v2`` (no weight decay on norms and biases).
+  optimizer: ``timm.optim.create_optimizer_v2`` (no weight decay on norms and biases);
+* loop: the shared ``train_one_epoch`` / ``evaluate`` of
+  :mod:`proglearn.integrations.torch.train` (a per-step hook sets the learning rate, follows
+  step-based stages and moves the progress bar).
 
 The learning rate is a pure function of training progress (linear warmup, then cosine or
 constant), times the stage's ``lr_scale`` when the schedule scales the batch with pixels.
 
-Timing: ``train_time_s`` of an epoch runs from asking the loader for the first batch to the end
-of the last optimizer step (synchronized on GPU): data loading and augmentation included,
-evaluation excluded. Evaluation is at the schedule's eval size on the held-out set.
+Timing: ``train_time_s`` of an epoch is ``train_one_epoch``'s: from asking the loader for the
+first batch to the end of the last optimizer step (it reads every step's loss, so a GPU is
+synchronized): data loading and augmentation included, evaluation excluded. Evaluation is at
+the schedule's eval size on the held-out set. Training batches drop the last partial batch.
 
 Importing this module imports no framework; :func:`train_run` does.
 """
@@ -163,27 +167,6 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _evaluate(model: nn.Module, loader: Any, device: Any, amp: bool,
-              channels_last: bool) -> tuple[float, float]:
-    """(top-1 %, mean cross-entropy) over ``loader``."""
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    correct, total, loss = 0, 0, 0.0
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x).float()
-            loss += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-    model.train()
-    return 100.0 * correct / total, loss / total
-
-
 def train_run(job: RunJob, reporter: RunReporter) -> TrainOutput:
     """Train ``job.config``'s model under ``job.schedule`` (one mode, one seed); evaluate at
     the eval size after every ``eval_every`` epochs and after the last."""
@@ -195,6 +178,7 @@ def train_run(job: RunJob, reporter: RunReporter) -> TrainOutput:
 
     from .ablate import EpochRecord, TrainOutput
     from .integrations.torch import ProgressiveLearning, progressive_loader
+    from .integrations.torch.train import evaluate, train_one_epoch
     from .integrations.torch.transforms import default_transform_factory, eval_transform
 
     started = time.perf_counter()
@@ -232,7 +216,7 @@ def train_run(job: RunJob, reporter: RunReporter) -> TrainOutput:
         train_set, schedule, make_transform,
         batch_size=None if schedule.batch_size is not None else cfg.default_batch_size,
         num_workers=workers, persistent_workers=workers > 0, seed=job.seed,
-        drop_last=mixing,  # timm's Mixup needs an even batch
+        drop_last=True,  # a last batch of 1 would break BatchNorm (and timm's Mixup)
         pin_memory=cuda)
     pl = ProgressiveLearning(schedule, model, mixup=mixup, loader=loader,
                              loss=None if mixing else loss_fn)
@@ -258,55 +242,31 @@ def train_run(job: RunJob, reporter: RunReporter) -> TrainOutput:
     setup = time.perf_counter() - started
 
     history: list[EpochRecord] = []
-    wall, step, step_based = 0.0, 0, schedule.steps_per_epoch is not None
-    model.train()
+    wall = 0.0
     for epoch in range(epochs):
         stage = pl.on_epoch_start(epoch)
-        n_batches = batches[epoch]
-        loss_sum = torch.zeros((), device=device)
-        images, lr, pending = 0, 0.0, 0
-        t0 = time.perf_counter()
-        for i, (x, y) in enumerate(loader):
-            if step_based:  # the loader picks each batch's stage; follow it
-                stage = pl.on_step(step)
-            step += 1
-            lr = learning_rate(cfg, (epoch + i / n_batches) / epochs, stage.lr_scale)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = y
-            if mixup is not None:
-                x, target = mixup(x, y)
-            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                loss = loss_fn(model(x), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            images += len(y)
-            pending += 1
-            if not cuda or pending == 20 or i == n_batches - 1:  # float(loss) syncs a GPU
-                reporter.advance(pending, stage=stage.index, px=stage.image_size,
-                                 loss=float(loss.detach()))
-                pending = 0
+        hook = _BeforeStep(cfg, pl, optimizer, reporter, epoch=epoch, batches=batches[epoch],
+                           first_step=sum(batches[:epoch]), stage=stage)
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            metrics = train_one_epoch(model, loader, optimizer, loss_fn=loss_fn, mixup=mixup,
+                                      device=device, on_step=hook)
         if cuda:
             torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t0
-        wall += train_time
+        wall += metrics["seconds"]
         top1 = eval_loss = None
         eval_time = 0.0
         if (epoch + 1) % cfg.eval_every == 0 or epoch == epochs - 1:
-            t1 = time.perf_counter()
-            top1, eval_loss = _evaluate(model, eval_loader, device, amp, cfg.channels_last)
-            eval_time = time.perf_counter() - t1
+            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                held = evaluate(model, eval_loader, device=device)
+            top1, eval_loss, eval_time = held["top1"], held["loss"], held["seconds"]
+        stage = pl.stage
         record = EpochRecord(
             epoch=epoch, stage=stage.index, image_size=stage.image_size,
             batch_size=stage.batch_size or cfg.default_batch_size, values=dict(stage.values),
-            lr=lr, images=images, train_loss=float(loss_sum) / max(images, 1),
-            train_time_s=train_time, wall_clock_s=wall, eval_top1=top1, eval_loss=eval_loss,
-            eval_time_s=eval_time)
+            lr=hook.lr, images=int(metrics["samples"]),
+            train_loss=metrics["loss"], train_time_s=metrics["seconds"], wall_clock_s=wall,
+            eval_top1=top1, eval_loss=eval_loss, eval_time_s=eval_time,
+            train_top1=metrics["top1"])
         reporter.epoch_end(record)
         history.append(record)
 
@@ -317,6 +277,27 @@ def train_run(job: RunJob, reporter: RunReporter) -> TrainOutput:
     name = torch.cuda.get_device_name(device) if cuda else device.type
     return TrainOutput(history=history, num_params=num_params, device=name, setup_time_s=setup,
                        info=info)
+
+
+class _BeforeStep:
+    """``on_step`` hook of ``train_one_epoch``, called before batch ``i`` of ``epoch``: follows
+    a step-based schedule's stage, sets the learning rate, moves the progress bar."""
+
+    def __init__(self, cfg: AblationConfig, pl: Any, optimizer: Any, reporter: RunReporter, *,
+                 epoch: int, batches: int, first_step: int, stage: Any) -> None:
+        self.cfg, self.pl, self.optimizer, self.reporter = cfg, pl, optimizer, reporter
+        self.epoch, self.batches, self.first_step, self.stage = epoch, batches, first_step, stage
+        self.step_based = pl.schedule.steps_per_epoch is not None
+        self.lr = 0.0
+
+    def __call__(self, i: int) -> None:
+        if self.step_based:  # the loader picks each batch's stage; follow it
+            self.stage = self.pl.on_step(self.first_step + i)
+        progress = (self.epoch + i / self.batches) / self.pl.schedule.epochs
+        self.lr = learning_rate(self.cfg, progress, self.stage.lr_scale)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.reporter.advance(1, stage=self.stage.index, px=self.stage.image_size)
 
 
 class _Transformed:

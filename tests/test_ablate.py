@@ -186,7 +186,7 @@ def test_json_has_every_field(tmp_path: Path) -> None:
         "load_avg", "schedule", "plan", "history", "info"}
     assert set(run["history"][0]) == {
         "epoch", "stage", "image_size", "batch_size", "values", "lr", "images", "train_loss",
-        "train_time_s", "wall_clock_s", "eval_top1", "eval_loss", "eval_time_s"}
+        "train_time_s", "wall_clock_s", "eval_top1", "eval_loss", "eval_time_s", "train_top1"}
     assert run["schedule"]["mode"] == run["mode"]
     assert data["config"]["model"] == {"name": "tiny", "kwargs": {}}
     # every run file is the same record as in ablation.json, and round-trips
@@ -309,7 +309,7 @@ def test_real_training_all_modes_via_cli(tmp_path: Path,
     printed = capsys.readouterr().out
     for mode in MODES:
         assert mode in printed
-    assert f"Plot: {out / 'ablation.png'}" in " ".join(printed.split())
+    assert f"Plot:    {out / 'ablation.png'}" in printed
 
     data = json.loads((out / "ablation.json").read_text())
     runs = {r["mode"]: r for r in data["runs"]}
