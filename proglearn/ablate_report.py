@@ -122,9 +122,12 @@ def plot_ablation(result: AblationResult, path: str | Path) -> Path:
                 ramp = ramps[knob]
                 scale = ramp.end or max(abs(ramp.start), 1e-12)
                 rel = [h.values.get(knob, 0.0) / scale for h in first.history]
+                knob_label: str | None = f"{knob} {ramp.start:g}→{ramp.end:g} (adaptive)"
+                if mode == "random":
+                    knob_label = "same knobs (random)" if i == 0 else None
                 axes[2].step(*_steps(rel), where="post", color=KNOB_COLORS[i % len(KNOB_COLORS)],
                              linestyle="-" if mode == "adaptive" else ":",
-                             alpha=1.0 if mode == "adaptive" else 0.6, label=f"{knob} ({mode})")
+                             alpha=1.0 if mode == "adaptive" else 0.6, label=knob_label)
     if knobs and any(m in by_mode for m in ("resize_only", "fixed")):
         n = max(len(rs[0].history) for rs in by_mode.values())
         const = " & ".join(m for m in ("resize_only", "fixed") if m in by_mode)
@@ -146,9 +149,8 @@ def plot_ablation(result: AblationResult, path: str | Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if knobs:
         ax = axes[2]
-        ranges = ", ".join(f"{k} {ramps[k].start:g}→{ramps[k].end:g}" for k in knobs)
         ax.set_title("regularization per epoch (÷ final value)")
-        ax.set_xlabel(f"epoch   [{ranges}]", fontsize=8)
+        ax.set_xlabel("epoch")
         ax.set_ylabel("value / final value")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
