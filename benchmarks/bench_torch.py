@@ -33,6 +33,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from timm.data import Mixup
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
+
+import proglearn
 from proglearn.integrations.torch import (
     BatchResize,
     ProgressiveLearning,
@@ -43,10 +47,6 @@ from proglearn.integrations.torch import (
 from proglearn.integrations.torch.datasets import FashionMNIST
 from proglearn.integrations.torch.train import train_one_epoch
 from proglearn.integrations.torch.transforms import default_transform_factory, train_transform
-from timm.data import Mixup
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
-
-import proglearn
 from proglearn.models import efficientnetv2
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs",

@@ -20,6 +20,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # must be set before keras is i
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+from proglearn import load_schedule, plan  # noqa: E402
+from proglearn.data import load_fashion_mnist  # noqa: E402
 from proglearn.integrations.keras import (  # noqa: E402
     MAGNITUDE_SCALE,
     ProgressiveDataset,
@@ -27,9 +30,6 @@ from proglearn.integrations.keras import (  # noqa: E402
     efficientnetv2,
     max_value,
 )
-
-from proglearn import load_schedule, plan  # noqa: E402
-from proglearn.data import load_fashion_mnist  # noqa: E402
 
 CONFIG = Path(__file__).with_name("configs") / "keras_fashion_mnist.yaml"
 

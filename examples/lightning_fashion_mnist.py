@@ -35,9 +35,6 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
-from proglearn.integrations.lightning import ProgressiveLearning
-from proglearn.integrations.torch.datasets import FashionMNIST
-from proglearn.integrations.torch.transforms import default_transform_factory, eval_transform
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch.nn import functional as F
@@ -45,6 +42,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import proglearn
 from proglearn import Stage
+from proglearn.integrations.lightning import ProgressiveLearning
+from proglearn.integrations.torch.datasets import FashionMNIST
+from proglearn.integrations.torch.transforms import default_transform_factory, eval_transform
 from proglearn.models import efficientnetv2
 
 SCHEDULE = Path(__file__).parent / "configs" / "lightning_fashion_mnist.yaml"

@@ -23,14 +23,14 @@ import os
 from pathlib import Path
 
 import torch
-from proglearn.integrations.torch import ProgressiveLearning, progressive_loader
-from proglearn.integrations.torch.datasets import FashionMNIST
-from proglearn.integrations.torch.train import evaluate, train_one_epoch
-from proglearn.integrations.torch.transforms import default_transform_factory, eval_transform
 from timm.data import Mixup
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 import proglearn
+from proglearn.integrations.torch import ProgressiveLearning, progressive_loader
+from proglearn.integrations.torch.datasets import FashionMNIST
+from proglearn.integrations.torch.train import evaluate, train_one_epoch
+from proglearn.integrations.torch.transforms import default_transform_factory, eval_transform
 from proglearn.models import efficientnetv2
 
 CONFIG = Path(__file__).parent / "configs" / "fashion_mnist_tiny.yaml"

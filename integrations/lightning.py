@@ -77,15 +77,6 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from proglearn.integrations.torch import (
-    BatchResize,
-    KnobTargetError,
-    StageBatchSampler,
-    progressive_loader,
-    set_loader_epoch,
-    stage_log,
-)
-from proglearn.integrations.torch import ProgressiveLearning as _Core
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -100,6 +91,15 @@ from proglearn import (
     stage_at_step,
     stage_values,
 )
+from proglearn.integrations.torch import (
+    BatchResize,
+    KnobTargetError,
+    StageBatchSampler,
+    progressive_loader,
+    set_loader_epoch,
+    stage_log,
+)
+from proglearn.integrations.torch import ProgressiveLearning as _Core
 
 __all__ = ["ProgressiveLearning"]
 

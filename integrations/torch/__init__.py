@@ -1,6 +1,6 @@
 """Progressive learning for plain PyTorch: appliers, stage-aware data loading, a loop helper.
 
-``import proglearn.integrations.torch as plt`` needs ``torch``, ``torchvision`` and ``timm``
+``proglearn.integrations.torch`` needs ``torch``, ``torchvision`` and ``timm``
 (``pip install proglearn[torch]``).
 """
 
@@ -27,6 +27,7 @@ from .data import (
 from .datasets import *  # noqa: F403  (FashionMNIST, SyntheticImages, image_folder)
 from .datasets import __all__ as _datasets_all
 from .loop import ProgressiveLearning, apply_stage, stage_log
+from .train import evaluate, train_one_epoch
 from .transforms import *  # noqa: F403  (default_transform_factory, eval_transform, ...)
 from .transforms import __all__ as _transforms_all
 
@@ -41,6 +42,7 @@ __all__ = [
     "apply_stage",
     "apply_values",
     "check_targets",
+    "evaluate",
     "progressive_loader",
     "resize_batch",
     "set_drop_path",
@@ -50,5 +52,6 @@ __all__ = [
     "set_mixup",
     "set_randaug_magnitude",
     "stage_log",
+    "train_one_epoch",
 ]
 __all__ += [*_datasets_all, *_transforms_all]

@@ -16,9 +16,9 @@ from typing import Any
 
 import keras
 import numpy as np
-from proglearn.integrations.keras import ProgressiveDataset, ProgressiveLearning, max_value
 
 from proglearn import load_schedule
+from proglearn.integrations.keras import ProgressiveDataset, ProgressiveLearning, max_value
 
 #: 4 stages: sizes 8/10/12/14, batch 24/15/10/8 (pixels policy), dropout 0/0.1/0.2/0.3.
 RAMP = {"epochs": 4, "stages": 4, "image_size": {"start": 8, "end": 14, "multiple": 2},

@@ -9,6 +9,8 @@ import json
 import keras
 import numpy as np
 import pytest
+
+from proglearn import load_schedule
 from proglearn.integrations.keras import (
     ProgressiveDataset,
     ProgressiveLearning,
@@ -19,8 +21,6 @@ from proglearn.integrations.keras import (
     set_mixup_alpha,
     set_randaugment_factor,
 )
-
-from proglearn import load_schedule
 
 # Whole expected tables of scenarios.RAMP (4 stages) for 48 and 120 images.
 SIZES = [8, 10, 12, 14]

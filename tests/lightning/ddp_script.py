@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import tiny  # this script's folder is on sys.path
 import torch
+
 from proglearn.integrations.lightning import ProgressiveLearning
 
 #: 4 epochs in 2 stages: sizes 8 then 12, dropout 0.1 then 0.3, magnitude 2 then 6.

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
 from proglearn.integrations.lightning import ProgressiveLearning
 from proglearn.integrations.torch import KnobTargetError
-from torch.utils.data import DataLoader
 
 HERE = Path(__file__).parent
 

@@ -13,12 +13,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from proglearn.integrations.lightning import ProgressiveLearning
-from proglearn.integrations.torch import SeededRandomSampler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from proglearn import Stage
+from proglearn.integrations.lightning import ProgressiveLearning
+from proglearn.integrations.torch import SeededRandomSampler
 
 #: 6 epochs, 3 stages of 2 epochs: sizes 8/12/16, dropout 0/0.15/0.3, magnitude 2/4/6.
 SCHEDULE: dict[str, Any] = {

@@ -11,9 +11,10 @@ import sys
 
 import torch
 import torch.distributed as dist
-from proglearn.integrations.torch import ProgressiveLearning, progressive_loader
 from timm.data import Mixup
 from torch_support import Probe, TinyImages, TinyNet, model_values
+
+from proglearn.integrations.torch import ProgressiveLearning, progressive_loader
 
 
 def main(out: str, schedule: str) -> None:

@@ -5,6 +5,16 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from timm.data import FastCollateMixup, Mixup
+from timm.data.auto_augment import rand_augment_transform
+from timm.layers import DropPath
+from timm.loss import LabelSmoothingCrossEntropy
+from torch import nn
+from torch_support import SCHEDULE, TinyNet
+from torchvision import transforms as T
+from torchvision.ops import StochasticDepth
+from torchvision.transforms import v2
+
 from proglearn.integrations.torch import (
     KnobTargetError,
     apply_values,
@@ -15,15 +25,6 @@ from proglearn.integrations.torch import (
     set_mixup,
     set_randaug_magnitude,
 )
-from timm.data import FastCollateMixup, Mixup
-from timm.data.auto_augment import rand_augment_transform
-from timm.layers import DropPath
-from timm.loss import LabelSmoothingCrossEntropy
-from torch import nn
-from torch_support import SCHEDULE, TinyNet
-from torchvision import transforms as T
-from torchvision.ops import StochasticDepth
-from torchvision.transforms import v2
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
+from torch_support import BATCHES, EXPECTED, SCHEDULE, N, Probe, TinyImages
+from torchvision import transforms as T
+
 from proglearn.integrations.torch import (
     BatchResize,
     RebuildLoader,
@@ -15,9 +19,6 @@ from proglearn.integrations.torch import (
     resize_batch,
     set_loader_epoch,
 )
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, SequentialSampler
-from torch_support import BATCHES, EXPECTED, SCHEDULE, N, Probe, TinyImages
-from torchvision import transforms as T
 
 
 def sizes(sampler, epoch):

@@ -6,13 +6,6 @@ import json
 
 import pytest
 import torch
-from proglearn.integrations.torch import (
-    BatchResize,
-    KnobTargetError,
-    ProgressiveLearning,
-    apply_stage,
-    progressive_loader,
-)
 from timm.data import Mixup
 from timm.data.auto_augment import rand_augment_transform
 from torch import nn
@@ -20,6 +13,13 @@ from torch_support import BATCHES, EXPECTED, SCHEDULE, Probe, TinyImages, TinyNe
 from torchvision import transforms as T
 
 import proglearn
+from proglearn.integrations.torch import (
+    BatchResize,
+    KnobTargetError,
+    ProgressiveLearning,
+    apply_stage,
+    progressive_loader,
+)
 
 
 def make_run(num_workers: int = 2):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from proglearn.integrations.torch.datasets import FashionMNIST, SyntheticImages, image_folder
-from proglearn.integrations.torch.transforms import eval_transform
 from torch.utils.data import DataLoader, Subset
 
 from proglearn.data import FASHION_MNIST_DIR, DataMissingError
+from proglearn.integrations.torch.datasets import FashionMNIST, SyntheticImages, image_folder
+from proglearn.integrations.torch.transforms import eval_transform
 
 needs_fmnist = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
                                   reason="dataset-fashion-mnist not installed")

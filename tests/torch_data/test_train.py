@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from proglearn.integrations.torch.datasets import SyntheticImages
-from proglearn.integrations.torch.train import evaluate, train_one_epoch
-from proglearn.integrations.torch.transforms import eval_transform
 from timm.data import Mixup
 from torch.utils.data import DataLoader
 
 from proglearn.data import FASHION_MNIST_DIR
+from proglearn.integrations.torch.datasets import SyntheticImages
+from proglearn.integrations.torch.train import evaluate, train_one_epoch
+from proglearn.integrations.torch.transforms import eval_transform
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from timm.data.auto_augment import AugmentOp, RandAugment
+
+import proglearn
 from proglearn.integrations.torch.transforms import (
     ToMode,
     default_transform_factory,
@@ -14,9 +17,6 @@ from proglearn.integrations.torch.transforms import (
     find_randaugment,
     train_transform,
 )
-from timm.data.auto_augment import AugmentOp, RandAugment
-
-import proglearn
 
 GRAY = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
 RGB = GRAY.convert("RGB")
