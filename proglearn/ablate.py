@@ -531,9 +531,9 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        data = dict(data)
-        data["history"] = [EpochRecord(**r) for r in data["history"]]
-        data["load_avg"] = tuple(data["load_avg"])
+        data = _nan_if_none(cls, dict(data))
+        data["history"] = [EpochRecord(**_nan_if_none(EpochRecord, r)) for r in data["history"]]
+        data["load_avg"] = tuple(math.nan if v is None else v for v in data["load_avg"])
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -671,11 +671,29 @@ class AblationResult:
 # --------------------------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------------------------
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: a non-finite float (a diverged loss, an unknown load average) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _nan_if_none(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Undo :func:`_json_safe` for the float fields of dataclass ``cls``."""
+    floats = {f.name for f in dataclasses.fields(cls) if f.type in ("float", float)}
+    return {k: (math.nan if v is None and k in floats else v) for k, v in data.items()}
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: an interrupted write never leaves a half file that looks finished."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(_json_safe(data), indent=1, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -933,7 +951,13 @@ def main(args: argparse.Namespace) -> int:
             cfg = cfg.model_copy(update={"name": Path(args.config).stem})
         result = run_ablation(cfg, seeds=args.seeds, out_dir=out, modes=modes,
                               progress=not args.quiet, resume=args.resume, console=err)
-    except (AblationConfigError, ScheduleError) as exc:
+    except Exception as exc:
+        # Bad input found only when training starts (a knob with no target in the chosen
+        # model, data files missing) is still the user's input: a message and exit 2.
+        names = {c.__name__ for c in type(exc).__mro__}
+        if not names & {"AblationConfigError", "ScheduleError", "KnobTargetError",
+                        "DataMissingError"}:
+            raise
         err.print(f"proglearn ablate: {exc}", markup=False, highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -128,7 +128,9 @@ def _datasets(data: DataConfig) -> tuple[Any, Any, int]:
     train = image_folder(f"{data.name}/train")
     held = image_folder(str(data.eval_dir))
     if held.classes != train.classes:
-        raise ValueError(f"data.name: {data.eval_dir} has classes {held.classes[:5]}… but "
+        from .ablate import AblationConfigError
+
+        raise AblationConfigError(f"data.name: {data.eval_dir} has classes {held.classes[:5]}… but "
                          f"train/ has {train.classes[:5]}…; they must be the same folders "
                          f"(received {data.name!r})")
     return (subset(train, data.train_subset, 0), subset(held, data.eval_subset, 1),

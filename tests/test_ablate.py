@@ -277,7 +277,8 @@ def test_cli_args() -> None:
 
 
 def test_import_stays_framework_free() -> None:
-    code = ("import sys, proglearn, proglearn.ablate, proglearn.ablate_report; "
+    code = ("import sys, proglearn, proglearn.ablate, proglearn.ablate_report, "
+            "proglearn.ablate_torch; "
             "bad = [m for m in ('torch', 'timm', 'keras', 'jax', 'lightning') if m in sys.modules];"
             " print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -374,3 +375,63 @@ def test_learning_rate_warmup_then_cosine() -> None:
     # warmup over the first quarter, then cosine over the remaining three quarters
     assert got == [0.0, 0.2, 0.4, 0.3, 0.2, 0.0]
     assert learning_rate(cfg, 0.25, lr_scale=2.0) == pytest.approx(0.8)
+
+
+# --- failures that surface only once training starts -----------------------------------------
+def test_diverged_run_is_saved_as_strict_json_and_resumes(tmp_path: Path) -> None:
+    def diverging(job: RunJob, reporter: RunReporter) -> TrainOutput:
+        out = fake_trainer(job, reporter)
+        last = out.history[-1]
+        bad = EpochRecord(**{**last.__dict__, "train_loss": float("nan"),
+                             "eval_loss": float("inf")})
+        return TrainOutput(history=[*out.history[:-1], bad], num_params=123, device="fake")
+
+    run_ablation(CONFIG, out_dir=tmp_path, progress=False, trainer=diverging, modes=["fixed"])
+    (saved,) = (tmp_path / "runs").glob("*.json")
+    text = saved.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)  # strict JSON: no NaN tokens
+    assert data["history"][-1]["train_loss"] is None
+    again = run_ablation(CONFIG, out_dir=tmp_path, progress=False, trainer=diverging,
+                         modes=["fixed"])
+    assert len(again.skipped) == 1
+    import math
+
+    assert math.isnan(again.runs[0].history[-1].train_loss)
+
+
+def test_cli_missing_data_exits_2_with_instructions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "fm.yaml"
+    cfg.write_text(json.dumps({**REAL, "data": {"name": "fashion-mnist", "root": str(tmp_path)}}))
+    assert main(_args(str(cfg), "--out", str(tmp_path / "out"), "--quiet")) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
+
+
+def test_cli_knob_without_target_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from proglearn import ablate
+    from proglearn.integrations.torch import KnobTargetError
+
+    def no_target(*args: object, **kwargs: object) -> None:
+        raise KnobTargetError("knob 'dropout' found no target: searched model=Net")
+
+    monkeypatch.setattr(ablate, "run_ablation", no_target)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(CONFIG))
+    assert main(_args(str(cfg), "--out", str(tmp_path / "out"))) == 2
+    assert "knob 'dropout' found no target" in capsys.readouterr().err
+
+
+def test_cli_other_errors_are_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proglearn import ablate
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug, not bad input")
+
+    monkeypatch.setattr(ablate, "run_ablation", bug)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(CONFIG))
+    with pytest.raises(ZeroDivisionError):
+        main(_args(str(cfg), "--out", str(tmp_path / "out")))
