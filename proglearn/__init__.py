@@ -21,13 +21,23 @@ from .schedule import (
     stage_values,
     values_at_epoch,
 )
-from .spec import KNOWN_KNOBS, BatchSize, ImageSize, Knobs, Ramp, Schedule, ScheduleError
+from .spec import (
+    KNOWN_KNOBS,
+    BatchSize,
+    ConfigError,
+    ImageSize,
+    Knobs,
+    Ramp,
+    Schedule,
+    ScheduleError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KNOWN_KNOBS",
     "BatchSize",
+    "ConfigError",
     "ImageSize",
     "Knobs",
     "PlanRow",

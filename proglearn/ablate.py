@@ -57,7 +57,7 @@ from pydantic import (
 
 from .io import load_schedule
 from .schedule import flop_cost_ratio, plan
-from .spec import Schedule, ScheduleError, _from_validation_error
+from .spec import ConfigError, Schedule, ScheduleError, _from_validation_error
 
 __all__ = [
     "MODES",
@@ -99,18 +99,9 @@ BUILTIN_DATA = ("fashion-mnist", "synthetic")
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
-class AblationConfigError(ValueError):
+class AblationConfigError(ConfigError):
     """An invalid ablation config. Like :class:`proglearn.ScheduleError`: ``errors`` holds
     ``(field_path, message)`` pairs, ``source`` the file, if any."""
-
-    def __init__(
-        self, message: str, *, source: str | None = None,
-        errors: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.source = source
-        self.detail = message
-        self.errors = errors or []
-        super().__init__(f"{source}: {message}" if source else message)
 
 
 def _config_error(exc: ValidationError, source: str | None) -> AblationConfigError:

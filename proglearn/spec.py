@@ -26,6 +26,7 @@ from pydantic import (
 __all__ = [
     "KNOWN_KNOBS",
     "BatchSize",
+    "ConfigError",
     "ImageSize",
     "Knobs",
     "Ramp",
@@ -43,10 +44,11 @@ NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 Fraction01 = Annotated[float, Field(strict=True, ge=0, lt=1, allow_inf_nan=False)]
 
 
-class ScheduleError(ValueError):
-    """An invalid schedule: bad field, bad file, unknown preset.
+class ConfigError(ValueError):
+    """Invalid user input from a file or a mapping.
 
-    ``errors`` holds ``(field_path, message)`` pairs; ``source`` the file or preset name, if any.
+    ``errors`` holds ``(field_path, message)`` pairs; ``source`` the file or preset name, if any;
+    ``detail`` the message without the source.
     """
 
     def __init__(
@@ -57,6 +59,10 @@ class ScheduleError(ValueError):
         self.detail = message
         self.errors = errors or []
         super().__init__(f"{source}: {message}" if source else message)
+
+
+class ScheduleError(ConfigError):
+    """An invalid schedule: bad field, bad file, unknown preset."""
 
 
 def _describe(err: Any) -> str:
