@@ -865,7 +865,8 @@ def run_ablation(
                     runs.append(done)
                     skipped.append(key)
                     if console is not None:
-                        console.print(f"[dim]{key}: finished earlier ({path}), skipped[/dim]")
+                        console.print(f"[dim]{key}: finished earlier ({path}), skipped[/dim]",
+                                      soft_wrap=True)
                     continue
             job = RunJob(config=cfg, mode=mode, seed=seed, schedule=cfg.schedule_for(mode, seed))
             reporter: RunReporter = (_RichReporter(bars, key) if bars is not None
