@@ -77,7 +77,6 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from torch import nn
 from torch.utils.data import DataLoader
 
 from proglearn import (
@@ -100,6 +99,7 @@ from proglearn.integrations.torch import (
     stage_log,
 )
 from proglearn.integrations.torch import ProgressiveLearning as _Core
+from proglearn.integrations.torch.appliers import is_number, is_smoothing_loss, is_timm_mixup
 
 __all__ = ["ProgressiveLearning"]
 
@@ -396,8 +396,8 @@ class ProgressiveLearning(Callback):
                     "or 'rebuild'")
 
     def _build_core(self, pl_module: pl.LightningModule) -> _Core:
-        mixups = [v for v in vars(pl_module).values() if _is_mixup(v)]
-        losses = [m for m in pl_module.modules() if _is_smoothing_loss(m)]
+        mixups = [v for v in vars(pl_module).values() if is_timm_mixup(v)]
+        losses = [m for m in pl_module.modules() if is_smoothing_loss(m)]
         mixup = mixups[0] if len(mixups) == 1 else None
         loss = losses[0] if len(losses) == 1 else None
         appliers = dict(self.appliers)
@@ -406,7 +406,7 @@ class ProgressiveLearning(Callback):
                 continue
             builtin = mixup is not None if knob in ("mixup_alpha", "cutmix_alpha") else (
                 (mixup is not None or loss is not None) if knob == "label_smoothing" else False)
-            if not builtin and _is_number(getattr(pl_module, knob, None)):
+            if not builtin and is_number(getattr(pl_module, knob, None)):
                 appliers[knob] = _attribute_setter(pl_module, knob)
         try:
             if len(mixups) > 1:
@@ -528,20 +528,6 @@ def _restart_iterator(trainer: pl.Trainer) -> None:
         raise RuntimeError("ProgressiveLearning: cannot restart the train iterator on this "
                            "Lightning version; resume with num_workers=0")
     iter(fetcher)
-
-
-def _is_mixup(obj: Any) -> bool:
-    return any(c.__name__ == "Mixup" and c.__module__.startswith("timm")
-               for c in type(obj).__mro__)
-
-
-def _is_smoothing_loss(obj: Any) -> bool:
-    return isinstance(obj, nn.CrossEntropyLoss) or (
-        type(obj).__name__ == "LabelSmoothingCrossEntropy" and hasattr(obj, "smoothing"))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _attribute_setter(owner: Any, name: str) -> Callable[[float], None]:

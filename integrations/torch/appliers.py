@@ -40,6 +40,9 @@ __all__ = [
     "KnobTargetError",
     "apply_values",
     "check_targets",
+    "is_number",
+    "is_smoothing_loss",
+    "is_timm_mixup",
     "set_drop_path",
     "set_dropout",
     "set_label_smoothing",
@@ -70,7 +73,8 @@ def _check_rate(name: str, value: float, hi: float | None = 1.0) -> float:
 
 
 # --- dropout ---------------------------------------------------------------------------------
-def _is_rate(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """True for an int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -83,7 +87,7 @@ def _dropout_targets(model: nn.Module, pattern: str | None) -> list[tuple[nn.Mod
             continue
         if isinstance(module, nn.modules.dropout._DropoutNd):
             found.append((module, "p"))
-        elif _is_rate(getattr(module, "drop_rate", None)):
+        elif is_number(getattr(module, "drop_rate", None)):
             found.append((module, "drop_rate"))
     return found
 
@@ -224,7 +228,8 @@ def set_randaug_magnitude(transform: Any, magnitude: float) -> int:
 
 
 # --- Mixup / CutMix / label smoothing --------------------------------------------------------
-def _is_timm_mixup(obj: Any) -> bool:
+def is_timm_mixup(obj: Any) -> bool:
+    """True for a timm ``Mixup`` (or a subclass, e.g. ``FastCollateMixup``)."""
     return any(c.__name__ == "Mixup" and c.__module__.startswith("timm")
                for c in type(obj).__mro__)
 
@@ -239,7 +244,7 @@ def set_mixup(mixup: Any, *, mixup_alpha: float | None = None,
     """
     asked = {k: v for k, v in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha),
                                ("label_smoothing", label_smoothing)) if v is not None}
-    if not _is_timm_mixup(mixup):
+    if not is_timm_mixup(mixup):
         if any(v > 0 for v in asked.values()):
             knob = next(k for k, v in asked.items() if v > 0)
             searched = _LOSS_SEARCH if knob == "label_smoothing" else _MIXUP_SEARCH
@@ -253,7 +258,8 @@ def set_mixup(mixup: Any, *, mixup_alpha: float | None = None,
     return len(asked)
 
 
-def _is_smoothing_loss(obj: Any) -> bool:
+def is_smoothing_loss(obj: Any) -> bool:
+    """True for a loss whose label smoothing :func:`set_label_smoothing` can set."""
     return isinstance(obj, nn.CrossEntropyLoss) or (
         type(obj).__name__ == "LabelSmoothingCrossEntropy" and hasattr(obj, "smoothing"))
 
@@ -264,7 +270,7 @@ def set_label_smoothing(loss: Any, value: float) -> int:
     if isinstance(loss, nn.CrossEntropyLoss):
         loss.label_smoothing = value
         return 1
-    if _is_smoothing_loss(loss):
+    if is_smoothing_loss(loss):
         loss.smoothing, loss.confidence = value, 1.0 - value
         return 1
     if value > 0:
@@ -311,9 +317,9 @@ def _knob_targets(knob: str, *, model: nn.Module | None, mixup: Any, transform: 
         return n, f"transform={type(transform).__name__ if transform is not None else None} " \
                   f"for {_RANDAUG_SEARCH}"
     if knob in ("mixup_alpha", "cutmix_alpha"):
-        return int(_is_timm_mixup(mixup)), f"mixup={type(mixup).__name__} for {_MIXUP_SEARCH}"
+        return int(is_timm_mixup(mixup)), f"mixup={type(mixup).__name__} for {_MIXUP_SEARCH}"
     if knob == "label_smoothing":
-        n = int(_is_timm_mixup(mixup) or _is_smoothing_loss(loss))
+        n = int(is_timm_mixup(mixup) or is_smoothing_loss(loss))
         return n, f"mixup={type(mixup).__name__}, loss={type(loss).__name__} for {_LOSS_SEARCH}"
     return 0, f"appliers (a custom knob needs appliers={{{knob!r}: fn}}; have " \
               f"{sorted(appliers)})"
