@@ -57,7 +57,7 @@ from pydantic import (
 
 from .io import load_schedule
 from .schedule import flop_cost_ratio, plan
-from .spec import ConfigError, Schedule, ScheduleError, _from_validation_error
+from .spec import ConfigError, Schedule, ScheduleError, from_validation_error
 
 __all__ = [
     "MODES",
@@ -108,7 +108,7 @@ def _config_error(exc: ValidationError, source: str | None) -> AblationConfigErr
     """The core's field-path/received-value messages, with schedule errors spelled out in full
     (``schedule.knobs.dropout.end: must be < 1 (received 1.5)``)."""
     pairs: list[tuple[str, str]] = []
-    described = _from_validation_error(exc, None).errors
+    described = from_validation_error(exc, None).errors
     for err, (path, msg) in zip(exc.errors(), described, strict=True):
         inner = (err.get("ctx") or {}).get("error")
         if isinstance(inner, ScheduleError):

@@ -28,6 +28,7 @@ __all__ = [
     "BatchSize",
     "ConfigError",
     "ImageSize",
+    "from_validation_error",
     "Knobs",
     "Ramp",
     "Schedule",
@@ -97,7 +98,9 @@ def _describe(err: Any) -> str:
     return f"{text} (received {received!r})"
 
 
-def _from_validation_error(exc: ValidationError, source: str | None) -> ScheduleError:
+def from_validation_error(exc: ValidationError, source: str | None) -> ScheduleError:
+    """A pydantic error as a :class:`ScheduleError`: one ``field.path: message (received …)``
+    per problem. Other validated configs (e.g. the ablation's) reuse it."""
     pairs = []
     for err in exc.errors():
         path, msg = ".".join(str(p) for p in err["loc"]), _describe(err)
@@ -278,7 +281,7 @@ class Schedule(_Frozen):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _from_validation_error(exc, None) from None
+            raise from_validation_error(exc, None) from None
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Schedule:  # type: ignore[override]
